@@ -6,6 +6,7 @@ Every field reads the environment variable of the same name (case-insensitive), 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -33,6 +34,50 @@ class Settings(BaseSettings):
     mongodb_wait_queue_timeout_ms: int | None = Field(default=None, ge=1)
     mongodb_server_selection_timeout_ms: int = Field(default=5_000, ge=1, le=600_000)
     mongodb_appname: str = Field(default="workbench-platform")
+
+    # --- platform -------------------------------------------------------------------------
+    environment: Literal["development", "production", "test"] = Field(
+        default="development",
+        description="production refuses the default admin password and sets Secure cookies.",
+    )
+    data_dir: Path = Field(
+        default=Path(".workbench"),
+        description="Where the platform keeps its generated JWT secret, exports and caches.",
+    )
+    experiments_dir: Path | None = Field(
+        default=None,
+        description="Experiments folder; unset: the sample experiments shipped in the package.",
+    )
+    log_level: str = Field(default="INFO")
+
+    # --- auth ------------------------------------------------------------------------------
+    jwt_secret: str | None = Field(
+        default=None,
+        description="HS256 key. Unset: a random secret generated once and kept in DATA_DIR.",
+    )
+    jwt_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    admin_email: str = Field(default="admin@example.com")
+    admin_password: str = Field(default="password123")
+    enable_registration: bool = Field(default=True)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    # --- authorisation -----------------------------------------------------------------------
+    authz_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    authz_cache_max_size: int = Field(default=1000, ge=1)
+
+    # --- experiments ---------------------------------------------------------------------------
+    experiment_config_cache_ttl_seconds: float = Field(default=300.0, ge=0)
+    experiment_config_cache_max_size: int = Field(default=100, ge=1)
+    actor_runtime: Literal["inprocess", "ray"] = Field(default="inprocess")
+    max_upload_size_mb: int = Field(default=100, ge=1, le=2048)
+    export_retention_hours: float = Field(default=24.0, gt=0)
+    export_cleanup_interval_seconds: float = Field(default=6 * 3600.0, gt=0)
+    export_dump_limit: int = Field(default=10_000, ge=1)
+
+    # --- operability ---------------------------------------------------------------------------
+    profiling_enabled: bool = Field(
+        default=False, description="Allow ?profile=1 to return a pyinstrument profile of a request."
+    )
 
     @field_validator("mongodb_uri")
     @classmethod
@@ -62,6 +107,10 @@ class Settings(BaseSettings):
                 f"MONGODB_MAX_POOL_SIZE ({self.mongodb_max_pool_size})"
             )
         return self
+
+    @property
+    def default_admin_password(self) -> bool:
+        return self.admin_password == type(self).model_fields["admin_password"].default
 
     def pool_options(self) -> dict[str, object]:
         """Driver keyword arguments for the connection pool, as configured."""

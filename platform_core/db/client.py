@@ -43,14 +43,22 @@ def create_client(
     *,
     driver: DriverName = "pymongo",
     event_listeners: Sequence[object] = (),
+    count_commands: bool = True,
     **options: Any,
 ) -> AsyncClient:
     """Build an async client for ``uri`` with the chosen driver.
 
     ``options`` are pymongo keyword options (``maxPoolSize``, ``appname``...); both drivers
-    accept the same ones. The client connects lazily.
+    accept the same ones. The client connects lazily. The command counter behind
+    :func:`platform_core.observability.count_commands` is attached unless
+    ``count_commands=False`` (it costs nothing outside a counting block but a context-var read).
     """
-    kwargs: dict[str, Any] = {"event_listeners": list(event_listeners), "tz_aware": True, **options}
+    from platform_core.observability.commands import command_counter
+
+    listeners = list(event_listeners)
+    if count_commands and command_counter not in listeners:
+        listeners.append(command_counter)
+    kwargs: dict[str, Any] = {"event_listeners": listeners, "tz_aware": True, **options}
     if driver == "pymongo":
         from pymongo import AsyncMongoClient
 
@@ -106,7 +114,9 @@ async def ping(client: AsyncClient, uri: str | None = None) -> None:
         ) from exc
     except PyMongoError as exc:
         where = hosts_of(uri) if uri else _client_hosts(client)
-        raise DatabaseUnavailable(f"MongoDB at {where} failed to answer ping: {type(exc).__name__}") from exc
+        raise DatabaseUnavailable(
+            f"MongoDB at {where} failed to answer ping: {type(exc).__name__}"
+        ) from exc
 
 
 def _client_hosts(client: AsyncClient) -> str:
