@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     export_cleanup_interval_seconds: float = Field(default=6 * 3600.0, gt=0)
     export_dump_limit: int = Field(default=10_000, ge=1)
 
+    # --- tuning knobs (platform_core.tuning) ---------------------------------------------------
+    tuning: Literal["baseline", "optimized"] = Field(
+        default="optimized", description="Preset for every knob: the before or the best variant."
+    )
+    knobs: str = Field(
+        default="", description='Per-knob overrides, "name=variant,name=variant" (env KNOBS).'
+    )
+
     # --- operability ---------------------------------------------------------------------------
     profiling_enabled: bool = Field(
         default=False, description="Allow ?profile=1 to return a pyinstrument profile of a request."
@@ -98,6 +106,26 @@ class Settings(BaseSettings):
         if not value or any(ch in bad for ch in value) or len(value) > 63:
             raise ValueError(f"invalid database name {value!r}")
         return value
+
+    @field_validator("knobs")
+    @classmethod
+    def _valid_knobs(cls, value: str) -> str:
+        from platform_core.tuning.registry import parse_assignments
+
+        parse_assignments(value)  # raises a ValueError naming the bad knob or variant
+        return value
+
+    def active_knobs(self) -> dict[str, str]:
+        """Every knob's variant under this configuration (preset, then overrides)."""
+        from platform_core.tuning.registry import parse_assignments, resolve
+
+        return resolve(self.tuning, parse_assignments(self.knobs))
+
+    def knob(self, name: str) -> str:
+        from platform_core.tuning.registry import get_knob
+
+        get_knob(name)
+        return self.active_knobs()[name]
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> Settings:
