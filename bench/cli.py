@@ -8,28 +8,17 @@ stdout and nothing else; human-readable progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from bench import commands
+from bench.console import CLIError
+from bench.console import err as _err
+from bench.console import print_json as _print_json
 from bench.embedded_db import EmbeddedDBError, EmbeddedMongo, database
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
-
-
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-    sys.stdout.flush()
-
-
-def _err(message: str) -> None:
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
 
 
 # --- db ---------------------------------------------------------------------------------
@@ -40,7 +29,9 @@ def cmd_db(args: argparse.Namespace) -> int:
     try:
         with server:
             if args.json:
-                _print_json({"uri": server.uri, "pid": server.pid, "backend": server.backend.as_dict()})
+                _print_json(
+                    {"uri": server.uri, "pid": server.pid, "backend": server.backend.as_dict()}
+                )
             else:
                 print(server.uri, flush=True)
                 _err(f"{server.backend.label} running (pid {server.pid}); Ctrl-C to stop")
@@ -122,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_db)
 
-    p = sub.add_parser("serve", help="run the platform (uvicorn) against MONGODB_URI or an embedded DB")
+    p = sub.add_parser(
+        "serve", help="run the platform (uvicorn) against MONGODB_URI or an embedded DB"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1)
@@ -137,13 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_seed)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+    commands.register(sub)  # studies, bench, run: defined next to the harness
     return parser
-
-
-# Subcommands defined next to the code they drive (studies, bench, run) register here.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
