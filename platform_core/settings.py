@@ -29,11 +29,13 @@ class Settings(BaseSettings):
         description="pymongo (native AsyncMongoClient, default) or motor (deprecated upstream).",
     )
     mongodb_max_pool_size: int = Field(default=50, ge=1, le=10_000)
-    mongodb_min_pool_size: int = Field(default=0, ge=0, le=10_000)
+    mongodb_min_pool_size: int = Field(default=10, ge=0, le=10_000)
     mongodb_max_connecting: int = Field(default=2, ge=1, le=1_000)
     mongodb_wait_queue_timeout_ms: int | None = Field(default=None, ge=1)
     mongodb_server_selection_timeout_ms: int = Field(default=5_000, ge=1, le=600_000)
     mongodb_appname: str = Field(default="workbench-platform")
+    mongodb_actor_max_pool_size: int = Field(default=10, ge=1, le=10_000)
+    mongodb_actor_min_pool_size: int = Field(default=1, ge=0, le=10_000)
 
     # --- platform -------------------------------------------------------------------------
     environment: Literal["development", "production", "test"] = Field(
@@ -141,10 +143,15 @@ class Settings(BaseSettings):
         return self.admin_password == type(self).model_fields["admin_password"].default
 
     def pool_options(self) -> dict[str, object]:
-        """Driver keyword arguments for the connection pool, as configured."""
+        """Driver keyword arguments for the connection pool, as configured.
+
+        Knob ``pool_size``: ``driver_default`` is what the reference's clients used before
+        the report (the driver's own 100/0); ``tuned`` applies MONGODB_MAX/MIN_POOL_SIZE.
+        """
+        tuned = self.knob("pool_size") == "tuned"
         options: dict[str, object] = {
-            "maxPoolSize": self.mongodb_max_pool_size,
-            "minPoolSize": self.mongodb_min_pool_size,
+            "maxPoolSize": self.mongodb_max_pool_size if tuned else 100,
+            "minPoolSize": self.mongodb_min_pool_size if tuned else 0,
             "maxConnecting": self.mongodb_max_connecting,
             "serverSelectionTimeoutMS": self.mongodb_server_selection_timeout_ms,
             "appname": self.mongodb_appname,
