@@ -41,7 +41,7 @@ class TaskManager:
                 "Background task run time",
                 ["name"],
                 registry=registry,
-            )  # fmt: skip
+            )
             if metrics
             else None
         )
@@ -87,9 +87,9 @@ class TaskManager:
         while self._active:
             await asyncio.gather(*list(self._active), return_exceptions=True)
 
-    async def shutdown(self, timeout: float = 5.0) -> None:
+    async def shutdown(self, grace_seconds: float = 5.0) -> None:
         tasks = list(self._active)
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+            await asyncio.wait(tasks, timeout=grace_seconds)
