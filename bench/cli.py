@@ -67,6 +67,7 @@ def _settings_from_args(args: argparse.Namespace, uri: str | None = None) -> Any
 def cmd_serve(args: argparse.Namespace) -> int:
     from platform_core.server import run_server
 
+    _settings_from_args(args)  # validate flags before starting anything
     with database() as server:
         settings = _settings_from_args(args, server.uri)
         _err(f"platform on http://{args.host}:{args.port} against {server.backend.label}")
@@ -78,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_seed(args: argparse.Namespace) -> int:
     from platform_core.seed import run_seed
 
+    _settings_from_args(args)  # validate flags before starting anything
     with database() as server:
         settings = _settings_from_args(args, server.uri)
         summary = run_seed(
