@@ -58,7 +58,7 @@ def test_bad_knob_settings_are_clear_errors(text: str, message: str) -> None:
 
 
 def test_unknown_knob_lists_valid_names() -> None:
-    with pytest.raises(ValueError, match="valid knobs: .*config_cache"):
+    with pytest.raises(ValueError, match=r"valid knobs: .*config_cache"):
         get_knob("config")
 
 
