@@ -167,3 +167,24 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path) -> None:
     # the DB child of that process is gone too
     left = subprocess.run(["pgrep", "-f", f"secantus.*{proc.pid}"], capture_output=True)
     assert left.stdout == b""
+
+
+def test_sync_entry_point_works_inside_a_running_loop(tmp_path, mongodb_uri) -> None:
+    """What a notebook cell does: call the sync API while a loop is running (nest-asyncio)."""
+    script = f"""
+import asyncio, json
+from bench import RunOptions, run_bench, load_run
+
+async def cell():
+    doc = run_bench(["calibration"], RunOptions(quick=True, progress=False, profile=False,
+                    budget_s=2, max_blocks=6, results_root=__import__("pathlib").Path({str(tmp_path)!r})),
+                    uri={mongodb_uri!r})
+    print(json.dumps({{"n": len(doc["studies"]), "run": load_run(doc["results_dir"]).run_id}}))
+
+asyncio.run(cell())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                          cwd=Path(__file__).parent.parent)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["n"] == 3 and out["run"]
