@@ -323,7 +323,7 @@ def test_geo_near_scope_is_merged_into_its_query() -> None:
     out = scope_pipeline([{"$geoNear": {"near": [0, 0], "distanceField": "d"}}], ["app"])
     assert out == [
         {"$geoNear": {"near": [0, 0], "distanceField": "d",
-                      "query": {"experiment_id": {"$in": ["app"]}}}}
+                      "query": {"experiment_id": "app"}}}
     ]  # fmt: skip
 
 
