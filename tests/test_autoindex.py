@@ -221,3 +221,44 @@ async def test_custom_factory_selects_the_knob(any_db: Any) -> None:
     db.items.find({"a": 1})
     await db.items.drain_index_tasks()
     assert db.items.auto_index_stats["indexes_created"] == 1  # type: ignore[index]
+
+
+# -- knob variants: autoindex_order (spec 6.4b) and index_tasks (report 5.1) ----------------
+
+
+def test_set_order_baseline_depends_on_the_hash_seed() -> None:
+    """The baseline reproduces the defect the default fixes: names vary between processes."""
+    code = (
+        "from platform_core.db.autoindex import plan_index;"
+        "print(plan_index({'zeta': 1, 'yak': {'$gt': 1}, 'xray': 2, 'wolf': 3}, order='set_order').name)"
+    )
+    names = {
+        subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for seed in range(4)
+    }  # fmt: skip
+    assert len(names) > 1
+
+
+@pytest.mark.asyncio
+async def test_unbounded_spawn_makes_a_task_per_query_and_bounded_does_not() -> None:
+    per_call = AutoIndexManager(FakeCollection(), spawn="unbounded")
+    bounded = AutoIndexManager(FakeCollection(), spawn="bounded")
+    for i in range(100):
+        per_call.observe({"a": i})
+        bounded.observe({"a": i})
+    await per_call.drain()
+    await bounded.drain()
+    assert per_call.stats.tasks_spawned == 100
+    assert bounded.stats.tasks_spawned == 1  # only the threshold hit
+    # same end state: one index for the shape
+    assert per_call.created_indexes == bounded.created_indexes == frozenset({"auto_a_asc"})
+
+
+def test_invalid_order_and_spawn_modes() -> None:
+    with pytest.raises(ValueError, match="esr"):
+        AutoIndexManager(FakeCollection(), order="random")
+    with pytest.raises(ValueError, match="bounded"):
+        AutoIndexManager(FakeCollection(), spawn="sometimes")

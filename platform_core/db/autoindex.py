@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 
 CountsMode = Literal["lru", "unbounded"]
 COUNTS_MODES: tuple[str, ...] = get_args(CountsMode)
+# Knob autoindex_order (spec 6.4b): "esr" (default) or the reference's "set_order".
+OrderMode = Literal["esr", "set_order"]
+ORDER_MODES: tuple[str, ...] = get_args(OrderMode)
+# Knob index_tasks (report 5.1, spec 6.12): "bounded" counts synchronously and spawns only
+# at the threshold (default); "unbounded" spawns a task for every observed query, as the
+# reference did (kept strongly referenced here, so the baseline loses no work).
+SpawnMode = Literal["bounded", "unbounded"]
+SPAWN_MODES: tuple[str, ...] = get_args(SpawnMode)
 
 EQUALITY_OPERATORS = frozenset({"$eq"})
 RANGE_OPERATORS = frozenset({"$gt", "$gte", "$lt", "$lte", "$ne", "$in", "$nin", "$exists"})
@@ -110,19 +118,27 @@ def plan_index(
     *,
     max_fields: int = DEFAULT_MAX_FIELDS,
     prefix_fields: Sequence[str] = (),
+    order: OrderMode = "esr",
 ) -> IndexPlan | None:
     """The index for a filter/sort shape, or ``None`` if the shape has no indexable field.
 
-    Pure and deterministic: the same arguments give the same plan in every process.
+    With ``order="esr"`` it is pure and deterministic: the same arguments give the same
+    plan in every process. ``order="set_order"`` reproduces the reference (filter fields
+    de-duplicated through a ``set``, so their order follows the string hash seed of the
+    process), kept only as the baseline of knob ``autoindex_order``.
     """
     equality: list[str] = []
     ranges: list[str] = []
     if flt:
         _filter_fields(flt, equality, ranges)
     ordered: list[tuple[str, int]] = [(f, 1) for f in prefix_fields]
-    ordered += [(f, 1) for f in equality]
-    ordered += _sort_fields(sort)
-    ordered += [(f, 1) for f in ranges]
+    if order == "set_order":
+        ordered += [(f, 1) for f in set(equality + ranges)]
+        ordered += _sort_fields(sort)
+    else:
+        ordered += [(f, 1) for f in equality]
+        ordered += _sort_fields(sort)
+        ordered += [(f, 1) for f in ranges]
     seen: set[str] = set()
     keys: list[tuple[str, int]] = []
     for field, direction in ordered:
@@ -173,7 +189,9 @@ class AutoIndexManager:
         "_max_fields",
         "_max_patterns",
         "_max_tasks",
+        "_order",
         "_prefix_fields",
+        "_spawn",
         "_retry_delay",
         "_tasks",
         "_threshold",
@@ -192,9 +210,17 @@ class AutoIndexManager:
         max_tasks: int = DEFAULT_MAX_TASKS,
         retry_delay: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        order: str = "esr",
+        spawn: str = "bounded",
     ) -> None:
         if counts not in COUNTS_MODES:
             raise ValueError(f"unknown counts mode {counts!r}: choose one of {COUNTS_MODES}")
+        if order not in ORDER_MODES:
+            raise ValueError(f"unknown order mode {order!r}: choose one of {ORDER_MODES}")
+        if spawn not in SPAWN_MODES:
+            raise ValueError(f"unknown spawn mode {spawn!r}: choose one of {SPAWN_MODES}")
+        self._order: OrderMode = order  # type: ignore[assignment]
+        self._spawn: SpawnMode = spawn  # type: ignore[assignment]
         if threshold < 1 or max_fields < 1 or max_patterns < 1 or max_tasks < 1:
             raise ValueError("threshold, max_fields, max_patterns and max_tasks must be >= 1")
         self._collection = collection
@@ -226,7 +252,10 @@ class AutoIndexManager:
         return self._counts.get(name, 0)
 
     def plan(self, flt: Mapping[str, Any] | None, sort: Any = None) -> IndexPlan | None:
-        return plan_index(flt, sort, max_fields=self._max_fields, prefix_fields=self._prefix_fields)
+        return plan_index(
+            flt, sort, max_fields=self._max_fields, prefix_fields=self._prefix_fields,
+            order=self._order,
+        )  # fmt: skip
 
     # -- counting ------------------------------------------------------------------------
     def _count(self, name: str) -> int:
@@ -263,6 +292,8 @@ class AutoIndexManager:
 
         Never raises and never waits: auto-indexing must not break or slow a query.
         """
+        if self._spawn == "unbounded":
+            return self._observe_in_task(flt, sort)
         try:
             plan = self.plan(flt, sort)
             if plan is None or not self._due(plan):
@@ -280,6 +311,27 @@ class AutoIndexManager:
         self._in_flight[plan.name] = task
         task.add_done_callback(self._task_done)
         return task
+
+    def _observe_in_task(
+        self, flt: Mapping[str, Any] | None, sort: Any
+    ) -> asyncio.Task[bool] | None:
+        """The reference's shape: one task per observed query, whether or not it is due."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        task = loop.create_task(self._count_then_build(flt, sort))
+        self.stats.tasks_spawned += 1
+        self._tasks.add(task)  # strongly referenced (the reference kept none)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _count_then_build(self, flt: Mapping[str, Any] | None, sort: Any) -> bool:
+        try:
+            return await self.ensure_index_for_query(flt, sort)
+        except Exception as exc:
+            log.debug("auto-index task failed: %r", exc)
+            return False
 
     def _task_done(self, task: asyncio.Task[bool]) -> None:
         self._tasks.discard(task)
@@ -335,3 +387,17 @@ class AutoIndexManager:
             f"AutoIndexManager(counts={self._counts_mode!r}, patterns={len(self._counts)}, "
             f"created={len(self._created)})"
         )
+
+
+def auto_index_factory(settings: Any) -> Callable[[Any], AutoIndexManager]:
+    """A factory for scoped collections, configured from the three auto-index knobs."""
+    counts = settings.knob("query_tracker")
+    order = settings.knob("autoindex_order")
+    spawn = settings.knob("index_tasks")
+
+    def build(collection: Any) -> AutoIndexManager:
+        return AutoIndexManager(
+            collection, counts=counts, order=order, spawn=spawn, prefix_fields=("experiment_id",)
+        )
+
+    return build
