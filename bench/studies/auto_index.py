@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -92,11 +93,14 @@ async def _order_arm(ctx: Any, params: Params, variant: str) -> Arm:
             "from platform_core.db.autoindex import plan_index;"
             f"print(plan_index({_SHAPE}, [('created', -1)], order={variant!r}).name)"
         )
-        names = {
-            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()  # fmt: skip
-            for seed in range(4)
-        }
+
+        def name_in(seed: int) -> str:
+            env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True, env=env)  # fmt: skip
+            return done.stdout.strip()
+
+        names = {await asyncio.to_thread(name_in, seed) for seed in range(4)}
         return {"index_names_in_4_processes": len(names)}
 
     return Arm(op=op, counters=counters, ops_per_call=1)
