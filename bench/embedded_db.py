@@ -53,7 +53,13 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def port_in_use(host: str, port: int) -> bool:
+    """True if something listens on the port.
+
+    SO_REUSEADDR as servers use it: without it, the TIME_WAIT sockets of a server that
+    just stopped would make its port look busy for a minute.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

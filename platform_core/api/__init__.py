@@ -1,0 +1,1 @@
+"""Core HTTP routes grouped per resource (home pages, admin users)."""
