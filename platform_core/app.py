@@ -194,7 +194,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             service_started = True
         log.info(
             "platform ready: %s, database %s, driver %s",
-            state.backend.label, settings.mongodb_db, settings.mongodb_driver,
+            state.backend.label, settings.mongodb_db, settings.driver,
         )  # fmt: skip
         yield
     finally:

@@ -24,9 +24,10 @@ class Settings(BaseSettings):
         description="MongoDB connection string. Unset: the workbench starts an embedded SecantusDB.",
     )
     mongodb_db: str = Field(default="labs_db", description="Database name used by the platform.")
-    mongodb_driver: DriverName = Field(
-        default="pymongo",
-        description="pymongo (native AsyncMongoClient, default) or motor (deprecated upstream).",
+    mongodb_driver: DriverName | None = Field(
+        default=None,
+        description="pymongo or motor. Unset: the 'driver' knob decides (pymongo unless "
+        "TUNING=baseline); set: it overrides that knob.",
     )
     mongodb_max_pool_size: int = Field(default=50, ge=1, le=10_000)
     mongodb_min_pool_size: int = Field(default=10, ge=0, le=10_000)
@@ -121,7 +122,15 @@ class Settings(BaseSettings):
         """Every knob's variant under this configuration (preset, then overrides)."""
         from platform_core.tuning.registry import parse_assignments, resolve
 
-        return resolve(self.tuning, parse_assignments(self.knobs))
+        overrides = parse_assignments(self.knobs)
+        if self.mongodb_driver is not None:
+            overrides["driver"] = self.mongodb_driver  # one source of truth: the knob
+        return resolve(self.tuning, overrides)
+
+    @property
+    def driver(self) -> DriverName:
+        """The driver in force (``MONGODB_DRIVER`` if set, else the ``driver`` knob)."""
+        return self.knob("driver")  # type: ignore[return-value]
 
     def knob(self, name: str) -> str:
         from platform_core.tuning.registry import get_knob

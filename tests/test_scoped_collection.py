@@ -452,3 +452,30 @@ def test_update_rewrites_leave_the_caller_objects_alone() -> None:
     assert scope_update({"$setOnInsert": {"experiment_id": "app"}}, "app", upsert=True) == {
         "$setOnInsert": {"experiment_id": "app"}
     }
+
+
+# -- knob variants: vector_scope (report 5.3) and wrapper_cache (report 2.2) ---------------
+
+
+def test_vector_scope_in_place_mutates_the_callers_pipeline_and_copy_does_not() -> None:
+    stage = {"index": "v", "path": "e", "queryVector": [0.1], "numCandidates": 5, "limit": 2}
+    pipeline = [{"$vectorSearch": dict(stage)}]
+    first = scope_pipeline(pipeline, ["app"], in_place=False)
+    assert pipeline == [{"$vectorSearch": stage}]  # the caller's object is untouched
+    baseline = [{"$vectorSearch": dict(stage)}]
+    once = scope_pipeline(baseline, ["app"], in_place=True)
+    twice = scope_pipeline(baseline, ["app"], in_place=True)  # the reused object nests
+    assert once == first  # same scoped result either way
+    assert baseline[0]["$vectorSearch"]["filter"] == twice[0]["$vectorSearch"]["filter"]
+    assert "$and" in twice[0]["$vectorSearch"]["filter"]
+    assert twice != first
+
+
+@pytest.mark.asyncio
+async def test_wrapper_cache_variants_give_the_same_results(db) -> None:
+    cached = ScopedDatabase(db, ["app"], "app", index_guard=None)
+    uncached = ScopedDatabase(db, ["app"], "app", index_guard=None, cache_wrappers=False)
+    assert cached.collection("x") is cached.collection("x")
+    assert uncached.collection("x") is not uncached.collection("x")
+    await cached.collection("x").insert_one({"v": 1})
+    assert (await uncached.collection("x").find_one({"v": 1}))["v"] == 1

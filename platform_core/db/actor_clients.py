@@ -39,14 +39,14 @@ class ActorClients:
         target = uri or self.settings.mongodb_uri
         if not target:
             raise ValueError("no MongoDB URI for actor clients")
-        key = (target, self.settings.mongodb_driver, self.settings.mongodb_actor_max_pool_size,
+        key = (target, self.settings.driver, self.settings.mongodb_actor_max_pool_size,
                self.settings.mongodb_actor_min_pool_size)  # fmt: skip
         with self._lock:
             if self.strategy == "shared" and key in self._shared:
                 return self._shared[key]
             client = create_client(
                 target,
-                driver=self.settings.mongodb_driver,
+                driver=self.settings.driver,
                 maxPoolSize=self.settings.mongodb_actor_max_pool_size,
                 minPoolSize=self.settings.mongodb_actor_min_pool_size,
                 serverSelectionTimeoutMS=self.settings.mongodb_server_selection_timeout_ms,

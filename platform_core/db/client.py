@@ -81,7 +81,7 @@ def client_from_settings(
         )
     return create_client(
         target,
-        driver=settings.mongodb_driver,
+        driver=settings.driver,
         event_listeners=list(event_listeners),
         **settings.pool_options(),
     )

@@ -494,8 +494,15 @@ def _scope_stages(
     return out
 
 
-def scope_pipeline(pipeline: Any, read_scopes: Sequence[str]) -> list[dict[str, Any]]:
+def scope_pipeline(
+    pipeline: Any, read_scopes: Sequence[str], *, in_place: bool = False
+) -> list[dict[str, Any]]:
     """The scoped version of an aggregation pipeline (a new object; the input is untouched).
+
+    ``in_place=True`` is the baseline of knob ``vector_scope`` (report 5.3): like the
+    reference, the scope is also written into the *caller's* first-stage
+    ``$vectorSearch``/``$geoNear`` dict, so reusing a pipeline object nests ``$and``s.
+    The result is scoped either way; only the caller's object differs.
 
     * The input is limited to ``S``: a ``$match`` in front, or merged with ``$and`` into
       the ``filter`` of a first-stage ``$vectorSearch`` / the ``query`` of ``$geoNear``.
@@ -512,7 +519,14 @@ def scope_pipeline(pipeline: Any, read_scopes: Sequence[str]) -> list[dict[str, 
         raise ValueError("read_scopes must not be empty")
     check_no_server_js(pipeline, "aggregate pipeline")
     stages = _stage_list(copy.deepcopy(pipeline), "aggregate pipeline")
-    return _scope_stages(stages, scopes, "aggregate pipeline", prepend=True)
+    out = _scope_stages(stages, scopes, "aggregate pipeline", prepend=True)
+    if in_place and isinstance(pipeline, list) and pipeline:
+        first = next(iter(out[0]))
+        original = pipeline[0].get(first) if isinstance(pipeline[0], dict) else None
+        if first in FIRST_STAGE_ONLY and isinstance(original, dict):
+            key = "filter" if first == "$vectorSearch" else "query"
+            original[key] = copy.deepcopy(out[0][first][key])
+    return out
 
 
 def _scope_bulk_op(op: Any, write_scope: str) -> Any:
@@ -717,6 +731,7 @@ class ScopedCollection(_Sealed):
         "__guard",
         "__index_ready",
         "__owner",
+        "__in_place",
         "__read_scopes",
         "__writable",
         "__write_scope",
@@ -732,7 +747,11 @@ class ScopedCollection(_Sealed):
         auto_index: bool = True,
         index_guard: IndexGuard | None = PROCESS_INDEX_GUARD,
         auto_index_factory: Callable[[Any], AutoIndexManager] | None = None,
+        vector_scope: str = "copy",
     ) -> None:
+        if vector_scope not in ("copy", "in_place"):
+            raise ValueError(f"unknown vector_scope {vector_scope!r}: 'copy' or 'in_place'")
+        self.__in_place = vector_scope == "in_place"
         write_scope = validate_slug(write_scope)
         scopes = _normalise_read_scopes(read_scopes, write_scope)
         physical = collection.name
@@ -880,7 +899,7 @@ class ScopedCollection(_Sealed):
 
     async def aggregate(self, pipeline: Any, **kwargs: Any) -> ScopedCursor:
         """Run :func:`scope_pipeline` of ``pipeline``; returns the result cursor."""
-        scoped = scope_pipeline(pipeline, self.__read_scopes)
+        scoped = scope_pipeline(pipeline, self.__read_scopes, in_place=self.__in_place)
         check_no_server_js(kwargs, "aggregate")
         await self.__ready()
         return ScopedCursor(await maybe_await(self.__coll.aggregate(scoped, **kwargs)))
@@ -1073,10 +1092,12 @@ class ScopedDatabase(_Sealed):
         "__auto_factory",
         "__auto_index",
         "__cache",
+        "__cache_wrappers",
         "__db",
         "__guard",
         "__known",
         "__read_scopes",
+        "__vector_scope",
         "__write_scope",
     )
 
@@ -1090,6 +1111,8 @@ class ScopedDatabase(_Sealed):
         index_guard: IndexGuard | None = PROCESS_INDEX_GUARD,
         auto_index_factory: Callable[[Any], AutoIndexManager] | None = None,
         known_slugs: Iterable[str] = (),
+        cache_wrappers: bool = True,
+        vector_scope: str = "copy",
     ) -> None:
         self.__write_scope = validate_slug(write_scope)
         self.__read_scopes = _normalise_read_scopes(read_scopes, self.__write_scope)
@@ -1101,6 +1124,9 @@ class ScopedDatabase(_Sealed):
         self.__guard = index_guard
         self.__auto_factory = auto_index_factory
         self.__cache: dict[tuple[str, str], ScopedCollection] = {}
+        # Knob wrapper_cache (report 2.2): "none" builds a new wrapper on every access.
+        self.__cache_wrappers = bool(cache_wrappers)
+        self.__vector_scope = vector_scope
 
     @property
     def write_scope(self) -> str:
@@ -1145,8 +1171,10 @@ class ScopedDatabase(_Sealed):
             auto_index=self.__auto_index,
             index_guard=self.__guard,
             auto_index_factory=self.__auto_factory,
+            vector_scope=self.__vector_scope,
         )
-        self.__cache[key] = wrapper
+        if self.__cache_wrappers:
+            self.__cache[key] = wrapper
         return wrapper
 
     def get_collection(self, name: str, *, owner: str | None = None) -> ScopedCollection:
