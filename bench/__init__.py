@@ -6,25 +6,37 @@
 
 Inside a Jupyter kernel (an event loop is already running) ``run_bench`` uses nest-asyncio
 instead of failing.
+
+The names are imported on first use: ``python -m bench.proxy`` and the embedded-DB
+manager must start without paying for numpy, pandas and scipy.
 """
 
-from bench.embedded_db import EmbeddedDBError, EmbeddedMongo, ExternalMongo, database
-from bench.harness import run_bench, run_sync
-from bench.results import Run, list_runs, load_run
-from bench.runner import RunOptions
-from bench.study import Arm, Study
+from __future__ import annotations
 
-__all__ = [
-    "Arm",
-    "EmbeddedDBError",
-    "EmbeddedMongo",
-    "ExternalMongo",
-    "Run",
-    "RunOptions",
-    "Study",
-    "database",
-    "list_runs",
-    "load_run",
-    "run_bench",
-    "run_sync",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EmbeddedDBError": "bench.embedded_db",
+    "EmbeddedMongo": "bench.embedded_db",
+    "ExternalMongo": "bench.embedded_db",
+    "database": "bench.embedded_db",
+    "LatencyProxy": "bench.proxy",
+    "run_bench": "bench.harness",
+    "run_sync": "bench.harness",
+    "Run": "bench.results",
+    "list_runs": "bench.results",
+    "load_run": "bench.results",
+    "RunOptions": "bench.runner",
+    "Arm": "bench.study",
+    "Study": "bench.study",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
