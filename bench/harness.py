@@ -173,8 +173,10 @@ def _with_overhead(entries: list[dict[str, Any]], meta: dict[str, Any]) -> list[
     """Attach the harness's own share of each baseline operation (target ≤ 2%)."""
     overhead_ns = meta.get("harness_overhead_ns_per_op") or 0.0
     for entry in entries:
+        # A timed call covering k inner operations spreads the timing cost over k.
+        per_op_ns = overhead_ns / max(1, entry.get("ops_per_call", 1))
         base_ms = entry.get("baseline_median_ms") or 0.0
         entry["harness_overhead_pct"] = (
-            round(overhead_ns / (base_ms * 1e6) * 100, 3) if base_ms else None
+            round(per_op_ns / (base_ms * 1e6) * 100, 3) if base_ms else None
         )
     return entries

@@ -164,6 +164,7 @@ async def run_point(
     try:
         for label in labels:
             arms[label] = await study.make_arm(ctx, params, variant_of[label])
+        per_call = max(1, arms[baseline].ops_per_call)
 
         measured: dict[str, list[list[float]]] = {label: [] for label in labels}
         started = time.monotonic()
@@ -254,6 +255,7 @@ async def run_point(
             "p_wilcoxon": main.p_wilcoxon,
             "noise_floor": _num(floors["median"]),
             "blocks": main.n_blocks,
+            "ops_per_call": per_call,
             "baseline_median_ms": base_median * 1000,
             "variant_median_ms": var_median * 1000,
             "verdict": main.verdict,
