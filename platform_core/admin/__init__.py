@@ -1,0 +1,1 @@
+"""Experiment administration: dashboard, manifests, files, exports, upload and delete."""
