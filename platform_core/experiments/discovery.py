@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,9 +47,26 @@ _IN_CHUNK = 100
 
 
 def experiments_root(settings: Settings) -> Path:
-    """The experiments folder: ``EXPERIMENTS_DIR`` or the samples shipped in the package."""
-    root = settings.experiments_dir if settings.experiments_dir is not None else PACKAGE_SAMPLES
-    return Path(root).resolve()
+    """The experiments folder: ``EXPERIMENTS_DIR``, else a working copy of the samples.
+
+    Uploads and deletes write into this folder, so the default is a copy of the samples
+    shipped in the package, made once under ``DATA_DIR/experiments``: the installed
+    package itself is never modified.
+    """
+    if settings.experiments_dir is not None:
+        return Path(settings.experiments_dir).resolve()
+    root = (Path(settings.data_dir) / "experiments").resolve()
+    if not root.exists():
+        staging = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(PACKAGE_SAMPLES, staging, ignore=shutil.ignore_patterns("__pycache__"))
+        try:
+            staging.rename(root)  # atomic: concurrent workers never see half a copy
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not root.exists():
+                raise
+    return root
 
 
 @dataclass(slots=True)
