@@ -8,6 +8,7 @@ stdout and nothing else; human-readable progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -81,6 +82,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     _settings_from_args(args)  # validate flags before starting anything
     with database() as server:
+        if not os.environ.get("MONGODB_URI"):
+            _err("note: MONGODB_URI is unset, so this seeds a throw-away embedded database; "
+                 "point MONGODB_URI at a server (e.g. `workbench db --storage-path DIR`) to keep it")  # fmt: skip
         settings = _settings_from_args(args, server.uri)
         summary = run_seed(
             settings,

@@ -100,6 +100,10 @@ async def _replace_seeded(coll: Any, docs: list[dict[str, Any]]) -> int:
     return len(docs)
 
 
+SAMPLE_SLUGS: tuple[str, ...] = ("catalog", "click_tracker", "analytics")
+MAX_EXPERIMENTS = 500
+
+
 async def _seed_users(db: Any, docs: list[dict[str, Any]]) -> None:
     ops = []
     rules = []
@@ -121,7 +125,7 @@ async def _seed_users(db: Any, docs: list[dict[str, Any]]) -> None:
 async def seed_demo_data(
     db: Any,
     *,
-    experiments: Sequence[str] = ("catalog", "click_tracker", "analytics"),
+    experiments: Sequence[str] | int = SAMPLE_SLUGS,
     users: int = 50,
     admins: int = 1,
     docs_per_collection: int = 2000,
@@ -129,7 +133,18 @@ async def seed_demo_data(
     now: datetime | None = None,
     configs: bool = True,
 ) -> dict[str, Any]:
-    """Write the demo data set into ``db`` (the unscoped platform database)."""
+    """Write the demo data set into ``db`` (the unscoped platform database).
+
+    ``experiments`` is a list of sample slugs, or a number N: the first N samples and,
+    beyond the three samples, N-3 extra ``draft`` configs without code (``demo_<i>``) so
+    admin pages and config lookups see a realistic number of experiments.
+    """
+    extra = 0
+    if isinstance(experiments, int):
+        if not 0 <= experiments <= MAX_EXPERIMENTS:
+            raise ValueError(f"experiments must be between 0 and {MAX_EXPERIMENTS}")
+        extra = max(0, experiments - len(SAMPLE_SLUGS))
+        experiments = SAMPLE_SLUGS[:experiments]
     if not 0 <= docs_per_collection <= MAX_DOCS:
         raise ValueError(f"docs_per_collection must be between 0 and {MAX_DOCS}")
     if users < 0 or admins < 0:
@@ -149,6 +164,17 @@ async def seed_demo_data(
                  if d.slug in experiments]  # fmt: skip
         seeded = await seed_configs(db, found, strategy="in_query")
         report["configs"] = {"inserted": seeded.inserted, "existing": seeded.existing}
+        if extra:
+            await db["experiments_config"].bulk_write(
+                [UpdateOne({"slug": f"demo_{i}"},
+                           {"$setOnInsert": {"slug": f"demo_{i}", "name": f"Demo experiment {i}",
+                                             "status": "draft", "data_scope": ["self"],
+                                             "created_at": now}},
+                           upsert=True)
+                 for i in range(extra)],
+                ordered=False,
+            )  # fmt: skip
+            report["configs"]["drafts"] = extra
     if "catalog" in experiments:
         n = await _replace_seeded(db["catalog_products"], _products(rng, docs_per_collection))
         report["collections"]["catalog_products"] = n

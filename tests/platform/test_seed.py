@@ -75,3 +75,16 @@ def test_run_seed_sync_entry_point(mongodb_uri: str, db_name: str) -> None:
         with MongoClient(mongodb_uri, serverSelectionTimeoutMS=2000) as sync:
             assert sync[db_name].catalog_products.count_documents({}) == 20
             sync.drop_database(db_name)
+
+
+@pytest.mark.asyncio
+async def test_number_of_experiments_adds_draft_configs(db: Any) -> None:
+    report = await seed_demo_data(db, experiments=5, users=2, admins=1, docs_per_collection=10)
+    assert sorted(report["configs"]["inserted"]) == ["analytics", "catalog", "click_tracker"]
+    assert report["configs"]["drafts"] == 2
+    drafts = await db.experiments_config.count_documents({"status": "draft"})
+    assert drafts == 2
+    small = await seed_demo_data(db, experiments=1, users=0, admins=0, docs_per_collection=0)
+    assert small["configs"]["inserted"] == [] and small["configs"]["existing"] == ["catalog"]
+    with pytest.raises(ValueError, match="experiments must be between"):
+        await seed_demo_data(db, experiments=-1)
