@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import errno
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.processes import child_preexec, is_loopback_host, terminate
 from platform_core.db.backend import BackendInfo, backend_from_build_info
 from platform_core.db.client import build_info_sync, hosts_of, ping_sync
 
@@ -72,14 +71,6 @@ def secantus_installed() -> bool:
     return importlib.util.find_spec("secantus") is not None
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 _live: set[EmbeddedMongo] = set()
 
 
@@ -113,7 +104,7 @@ class EmbeddedMongo:
     def start(self) -> str:
         if self._process is not None:
             return self.uri
-        if not _is_loopback(self.host):
+        if not is_loopback_host(self.host):
             raise EmbeddedDBError(f"refusing to listen on {self.host}: only loopback addresses")
         if not secantus_installed():
             raise EmbeddedDBError(
@@ -162,7 +153,7 @@ class EmbeddedMongo:
                 stderr=subprocess.STDOUT,
                 cwd=self._workdir,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=child_preexec(),
             )
         finally:
             log.close()
@@ -198,15 +189,8 @@ class EmbeddedMongo:
     def stop(self) -> None:
         process, self._process = self._process, None
         _live.discard(self)
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            terminate(process, self.stop_timeout)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -296,9 +280,3 @@ def database(uri: str | None = None, **embedded: object) -> Iterator[MongoServer
     server: MongoServer = ExternalMongo(target) if target else EmbeddedMongo(**embedded)  # type: ignore[arg-type]
     with server:
         yield server
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", "::1"):
-        return True
-    return host.startswith("127.")

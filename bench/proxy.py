@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import ctypes
 import errno
 import functools
 import heapq
@@ -81,6 +80,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+try:
+    from bench.processes import (
+        PR_SET_TIMERSLACK,
+        child_preexec,
+        is_loopback_host,
+        libc_prctl,
+        terminate,
+    )
+except ImportError:  # run as a script (python -I bench/proxy.py): the repo root is not on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.processes import (
+        PR_SET_TIMERSLACK,
+        child_preexec,
+        is_loopback_host,
+        libc_prctl,
+        terminate,
+    )
+
 __all__ = [
     "LatencyProxy",
     "ProxyError",
@@ -96,8 +113,6 @@ DEFAULT_SPIN_US = 50.0  # at most this much of each wait is spent polling (modul
 RECV_BYTES = 256 * 1024
 MAX_QUEUED_BYTES = 8 * 1024 * 1024  # per direction: a slow reader stalls the sender, not RAM
 CONNECT_TIMEOUT_S = 5.0
-_PR_SET_PDEATHSIG = 1
-_PR_SET_TIMERSLACK = 29
 
 
 class ProxyError(RuntimeError):
@@ -107,23 +122,6 @@ class ProxyError(RuntimeError):
 # --------------------------------------------------------------------------------------
 # Addresses
 # --------------------------------------------------------------------------------------
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ::1 (brackets allowed); no DNS lookups.
-
-    Names other than ``localhost`` are refused rather than resolved: a resolver could map
-    them anywhere, and the proxy must never listen on or connect to another machine.
-    """
-    host = host.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_loopback(role: str, host: str) -> None:
     if not is_loopback_host(host):
         raise ProxyError(
@@ -681,9 +679,9 @@ def _split_delays(
 
 def _tune_process() -> None:
     """Timer slack 1 ns: Linux otherwise lets every timed wait overrun by up to 50 µs."""
-    prctl = _prctl()
+    prctl = libc_prctl()
     if prctl is not None:
-        prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
+        prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
 
 
 def _watch_stdin(server: _ProxyServer) -> None:
@@ -724,30 +722,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------------------
 # The parent side
 # --------------------------------------------------------------------------------------
-@functools.cache
-def _prctl() -> Callable[..., int] | None:
-    """libc's ``prctl`` on Linux, else None; loaded in the parent, never between fork and exec
-    (``dlopen`` there could deadlock on a loader lock held by another thread)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
-
-
-def _die_with_parent(prctl: Callable[..., int], parent_pid: int) -> None:  # pragma: no cover
-    """In the child before exec: SIGTERM me when my parent dies; exit if it already has.
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only used when the
-    main thread starts the proxy. The stdin-EOF watchdog is the second line, from any
-    thread: it fires only when the parent process is gone (its pipe end closed).
-    """
-    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
 def proxy_command() -> list[str]:
     """The command that runs this file as the proxy: ``python -I .../bench/proxy.py``.
 
@@ -833,7 +807,6 @@ class LatencyProxy:
         ]  # fmt: skip
         # PR_SET_PDEATHSIG follows the forking *thread*: from a worker thread (to_thread, an
         # executor) the proxy would die with that thread, so there only stdin EOF is used.
-        prctl = _prctl() if threading.current_thread() is threading.main_thread() else None
         try:
             self._process = subprocess.Popen(
                 cmd,
@@ -842,9 +815,7 @@ class LatencyProxy:
                 stderr=fd,
                 bufsize=0,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop the child in order
-                preexec_fn=(
-                    functools.partial(_die_with_parent, prctl, os.getpid()) if prctl else None
-                ),
+                preexec_fn=child_preexec(),
             )
         finally:
             os.close(fd)
@@ -892,19 +863,7 @@ class LatencyProxy:
         process, self._process = self._process, None
         _live.discard(self)
         if process is not None:
-            try:
-                if process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.send_signal(signal.SIGTERM)
-                    process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            finally:  # also when Ctrl-C interrupts the wait: never leave it running
-                if process.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.kill()
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        process.wait(timeout=5)
+            terminate(process, self.stop_timeout)
             self.returncode = process.returncode
             for stream in (process.stdin, process.stdout):
                 if stream is not None:
