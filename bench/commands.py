@@ -79,10 +79,11 @@ def _summarise(doc: dict[str, Any]) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench.harness import run_bench
+    from bench.proxy import ProxyError
 
     try:
         doc = run_bench(args.studies, _options(args))
-    except UnknownStudy as exc:
+    except (UnknownStudy, ProxyError) as exc:
         raise CLIError(str(exc)) from exc
     if args.json:
         _print_json(doc)
