@@ -7,10 +7,10 @@ Every field reads the environment variable of the same name (case-insensitive), 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DriverName = Literal["pymongo", "motor"]
 
@@ -89,6 +89,31 @@ class Settings(BaseSettings):
     profiling_enabled: bool = Field(
         default=False, description="Allow ?profile=1 to return a pyinstrument profile of a request."
     )
+    slow_command_threshold_ms: float = Field(
+        default=100.0,
+        ge=0,
+        description="Knob slow_command_log=on: log DB commands at least this slow (ms).",
+    )
+
+    # --- edge: proxies, rate limits, event streams (platform_core.edge) ------------------------
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Peers whose X-Forwarded-For/-Proto are believed: IPs or CIDR networks, "
+        "comma-separated or a JSON list. Empty: forwarded headers are ignored.",
+    )
+    rate_limits_enabled: bool = Field(
+        default=True, description="Per-client limits on login, registration and exports."
+    )
+    sse_heartbeat_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Heartbeat comment interval of SSE streams."
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, value: Any) -> list[str]:
+        from platform_core.proxies import parse_trusted_proxies
+
+        return parse_trusted_proxies(value)
 
     @field_validator("mongodb_uri")
     @classmethod

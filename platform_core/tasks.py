@@ -6,6 +6,10 @@ dropped unawaited; every task is strongly referenced until done (asyncio keeps o
 references); exceptions are logged, never lost; ``shutdown`` cancels what is left.
 With ``metrics=True`` each task's duration goes to a histogram and slow tasks are logged
 (report 4.3, whose suggested timing the reference never implemented).
+
+The app builds ONE manager (``app.state.tasks``, ``metrics`` from knob ``task_metrics``)
+and the platform's background work goes through it: the export cleanup loop and the
+managed-index builds scheduled at registration.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class TaskManager:
         self.metrics = metrics
         self.slow_task_seconds = slow_task_seconds
         self._active: set[asyncio.Task[Any]] = set()
-        self.started = self.rejected = self.failed = self.slow = 0
+        self.started = self.rejected = self.failed = self.slow = self.timed = 0
         self._histogram = (
             Histogram(
                 "background_task_duration_seconds",
@@ -67,20 +71,36 @@ class TaskManager:
     async def _run(self, coro: Coroutine[Any, Any, Any], name: str) -> Any:
         started = time.perf_counter() if self.metrics else 0.0
         try:
-            return await coro
+            result = await coro
         except asyncio.CancelledError:
+            # A cancelled task did not finish: no duration (a periodic loop cancelled at
+            # shutdown would otherwise be logged as one hours-long "slow task").
             raise
         except Exception:
             self.failed += 1
             logger.exception("background task %s failed", name)
-            return None
-        finally:
-            if self._histogram is not None:
-                elapsed = time.perf_counter() - started
-                self._histogram.labels(name).observe(elapsed)
-                if elapsed >= self.slow_task_seconds:
-                    self.slow += 1
-                    logger.warning("slow background task %s: %.2f s", name, elapsed)
+            result = None
+        if self._histogram is not None:
+            elapsed = time.perf_counter() - started
+            self._histogram.labels(name).observe(elapsed)
+            self.timed += 1
+            if elapsed >= self.slow_task_seconds:
+                self.slow += 1
+                logger.warning("slow background task %s: %.2f s", name, elapsed)
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for ``/healthz``, tests and studies (``timed``: durations recorded)."""
+        return {
+            "metrics": self.metrics,
+            "max_tasks": self.max_tasks,
+            "active": self.active,
+            "started": self.started,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "slow": self.slow,
+            "timed": self.timed,
+        }
 
     async def drain(self) -> None:
         """Wait for every task that is running now."""

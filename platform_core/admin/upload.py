@@ -52,8 +52,10 @@ from platform_core.experiments.static import resolve_inside
 CHUNK = 1024 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Export artefacts that are not part of an experiment's code (spec 2.15 step 6).
+# Files a platform export adds next to the experiment's own: skipped when an export is
+# uploaded back (the standalone app's entry point and runtime are not experiment code).
 PLATFORM_FILES = frozenset({"db_config.json", "db_collections.json", "Dockerfile",
-                            "docker-compose.yml"})  # fmt: skip
+                            "docker-compose.yml", "main.py", "standalone_runtime.py"})  # fmt: skip
 
 
 class UploadError(Exception):

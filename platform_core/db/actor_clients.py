@@ -62,6 +62,12 @@ class ActorClients:
     def database(self, db_name: str | None = None, uri: str | None = None) -> Any:
         return self.client(uri)[db_name or self.settings.mongodb_db]
 
+    def stats(self) -> dict[str, Any]:
+        """``clients_created`` (exact counter of the knob) and clients still ``open``."""
+        with self._lock:
+            return {"strategy": self.strategy, "clients_created": self.clients_created,
+                    "open": len(self._all)}  # fmt: skip
+
     async def close_all(self) -> None:
         with self._lock:
             clients, self._all, self._shared = self._all, [], {}

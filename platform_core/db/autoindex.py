@@ -245,6 +245,16 @@ class AutoIndexManager:
         return self._counts_mode
 
     @property
+    def order_mode(self) -> OrderMode:
+        """Knob ``autoindex_order`` in force: ``"esr"`` or ``"set_order"``."""
+        return self._order
+
+    @property
+    def spawn_mode(self) -> SpawnMode:
+        """Knob ``index_tasks`` in force: ``"bounded"`` or ``"unbounded"``."""
+        return self._spawn
+
+    @property
     def created_indexes(self) -> frozenset[str]:
         return frozenset(self._created)
 

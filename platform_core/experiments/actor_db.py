@@ -1,8 +1,12 @@
 """The scoped database of an actor that runs in its own process (Ray).
 
-One client per process, created on first use and reused by every actor of that process
-(the reference's singleton never reused its client because of the ``_topology`` check,
-spec 2.3). In-process actors never need this: the platform passes them ``db``.
+In-process actors never need this: the platform passes them ``db`` (built on a client from
+``app.state.actor_clients``). An actor in another process builds its own handles here,
+through one :class:`~platform_core.db.actor_clients.ActorClients` per process configured
+from that process's environment (``Settings()``), so knob ``actor_client`` applies there
+too: ``shared`` (default) reuses one client per URI and pool size for every actor of the
+process (the reference's singleton never reused its client because of the ``_topology``
+check, spec 2.3), ``per_call`` builds a new client per actor database (the baseline).
 """
 
 from __future__ import annotations
@@ -10,21 +14,26 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from platform_core.db.client import create_client
+from platform_core.db.actor_clients import ActorClients
 from platform_core.db.scoped import ScopedDatabase
+from platform_core.settings import Settings
 
 _lock = threading.Lock()
-_clients: dict[str, Any] = {}
+_clients: ActorClients | None = None
+
+
+def process_clients() -> ActorClients:
+    """The actor clients of this process (created on first use from the environment)."""
+    global _clients
+    with _lock:
+        if _clients is None:
+            settings = Settings()
+            _clients = ActorClients(settings, strategy=settings.knob("actor_client"))  # type: ignore[arg-type]
+        return _clients
 
 
 def shared_client(mongo_uri: str) -> Any:
-    with _lock:
-        client = _clients.get(mongo_uri)
-        if client is None:
-            client = create_client(mongo_uri, maxPoolSize=10, minPoolSize=0,
-                                   appname="platform-actor")  # fmt: skip
-            _clients[mongo_uri] = client
-        return client
+    return process_clients().client(mongo_uri)
 
 
 def actor_database(
@@ -32,4 +41,5 @@ def actor_database(
 ) -> ScopedDatabase:
     if not mongo_uri or not db_name:
         raise RuntimeError("an out-of-process actor needs mongo_uri and db_name")
-    return ScopedDatabase(shared_client(mongo_uri)[db_name], read_scopes, write_scope)
+    database = process_clients().database(db_name, uri=mongo_uri)
+    return ScopedDatabase(database, read_scopes, write_scope)

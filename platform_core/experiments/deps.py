@@ -9,6 +9,11 @@ parameter or a header for the slug.
 ``write_scope = slug`` and ``read_scopes = `` the resolved ``data_scope``: an experiment
 writes only its own collections and reads another experiment's only if it listed it (and
 its owner was allowed to, see ``scopes.py``).
+
+``get_experiment_facade`` gives the same scoped database behind the ``ExperimentDB``
+convenience facade (:mod:`platform_core.db.facade`; knob ``slots`` picks plain or
+``__slots__`` classes). Both are built with the data-layer knobs in force (see
+``ExperimentService.scoped_db``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ async def get_experiment_db(request: Request) -> ScopedDatabase:
     return _service(request).scoped_db(entry)
 
 
+async def get_experiment_facade(request: Request) -> Any:
+    """The ``ExperimentDB`` facade over the request's scoped database (knob ``slots``)."""
+    entry = get_registered_experiment(request)
+    return _service(request).facade(entry)
+
+
 def get_experiment_templates(request: Request) -> Jinja2Templates:
     return get_registered_experiment(request).templates
 
@@ -91,6 +102,7 @@ async def render_experiment(
 
 
 ExperimentDB = Annotated[ScopedDatabase, Depends(get_experiment_db)]
+ExperimentFacade = Annotated[Any, Depends(get_experiment_facade)]
 ExperimentTemplates = Annotated[Jinja2Templates, Depends(get_experiment_templates)]
 ExperimentConfig = Annotated[dict[str, Any], Depends(get_experiment_config)]
 ExperimentActorHandle = Annotated[Any, Depends(get_experiment_actor)]

@@ -112,7 +112,7 @@ class DemoUser(_Lenient):
 
 
 class SubAuth(_Lenient):
-    """Validated only: experiment-local users are not part of this core (spec 2.10)."""
+    """Experiment-level auth settings; enforced by :mod:`platform_core.experiments.sub_auth`."""
 
     enabled: bool = False
     strategy: Literal["experiment_users", "anonymous_session", "oauth", "hybrid"] = (

@@ -86,9 +86,24 @@ class RegisteredExperiment:
         }
 
 
-def build_route_set(slug: str, bp: APIRouter, dependencies: Sequence[params.Depends]) -> APIRouter:
-    """A fresh router holding ``bp`` under ``/experiments/<slug>`` with ``dependencies``."""
+def build_route_set(
+    slug: str,
+    bp: APIRouter,
+    dependencies: Sequence[params.Depends],
+    *,
+    public: APIRouter | None = None,
+    public_dependencies: Sequence[params.Depends] = (),
+) -> APIRouter:
+    """A fresh router holding ``bp`` under ``/experiments/<slug>`` with ``dependencies``.
+
+    ``public`` (the experiment's sub-auth login routes) is included first, with only
+    ``public_dependencies``: it must be reachable without the access guard, and an
+    experiment's catch-all route must not shadow it.
+    """
     route_set = APIRouter()
+    if public is not None:
+        route_set.include_router(public, prefix=f"/experiments/{slug}",
+                                 dependencies=list(public_dependencies))  # fmt: skip
     route_set.include_router(bp, prefix=f"/experiments/{slug}", dependencies=list(dependencies))
     return route_set
 

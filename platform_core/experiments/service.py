@@ -12,6 +12,14 @@ invalidates the config, dir-scan and (by construction) route caches together.
 
 Strategy parameters default to the settings' active knob variants (``TUNING``/``KNOBS``)
 and can be forced per instance (studies, tests); see :class:`ServiceStrategies`.
+
+The data-layer knobs reach every scoped database the service builds (per request through
+``get_experiment_db``, and for in-process actors) through :attr:`scoped_options`:
+``index_guard`` (the app's guard), ``query_tracker``/``autoindex_order``/``index_tasks``
+(:func:`~platform_core.db.autoindex.auto_index_factory`), ``wrapper_cache`` and
+``vector_scope``; knob ``slots`` picks the ``ExperimentDB`` facade classes
+(:meth:`facade`). Actors get their database handles from ``app.state.actor_clients``
+(knob ``actor_client``) and background work runs through ``app.state.tasks``.
 """
 
 from __future__ import annotations
@@ -25,10 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from prometheus_client import CollectorRegistry
 
 from platform_core.admin.files import FileTreeCache
+from platform_core.db.autoindex import auto_index_factory
+from platform_core.db.facade import experiment_db
+from platform_core.db.indexes import make_index_guard
 from platform_core.db.scoped import ScopedDatabase
 from platform_core.db.slugs import validate_slug
+from platform_core.events import notify
 from platform_core.experiments import loader
 from platform_core.experiments.actors import (
     ActorSpec,
@@ -48,20 +61,24 @@ from platform_core.experiments.manifest import ManifestError, validate_manifest
 from platform_core.experiments.registry import (
     ExperimentDispatcher,
     RegisteredExperiment,
-    access_guard,
     binder,
     build_route_set,
     count_routes,
 )
 from platform_core.experiments.scopes import resolve_read_scopes
+from platform_core.experiments.sub_auth import experiment_auth_guard, sub_auth_router
 from platform_core.experiments.templating import experiment_templates
 from platform_core.export.manager import ExportManager
 from platform_core.settings import Settings
+from platform_core.tasks import TaskManager
 
 log = logging.getLogger(__name__)
 
 MAX_ACTIVE = 500
 _INTERNAL_FIELDS = ("_id", "created_at", "updated_at", "source", "url", "resolved_read_scopes")
+# Knobs of the data layer that the service applies to the scoped databases it builds.
+DATA_LAYER_KNOBS = ("index_guard", "query_tracker", "autoindex_order", "index_tasks",
+                    "wrapper_cache", "vector_scope", "slots")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +161,26 @@ class ExperimentService:
             max_size=settings.experiment_config_cache_max_size,
         )
         self.file_trees = FileTreeCache(self.strategies.dir_scan)
+        # Data-layer knobs: one guard per app (app.state), options for every scoped DB.
+        self.data_knobs = {name: settings.knob(name) for name in DATA_LAYER_KNOBS}
+        state = app.state
+        guard = getattr(state, "index_guard", None) or make_index_guard(
+            self.data_knobs["index_guard"]
+        )
+        self.index_guard = guard
+        self.scoped_options: dict[str, Any] = {
+            "index_guard": guard,
+            "auto_index_factory": auto_index_factory(settings),
+            "cache_wrappers": self.data_knobs["wrapper_cache"] == "per_instance",
+            "vector_scope": self.data_knobs["vector_scope"],
+        }
+        tasks = getattr(state, "tasks", None)
+        if tasks is None:  # an app without the core's task manager (never in create_app)
+            tasks = TaskManager(metrics=settings.knob("task_metrics") == "on",
+                                registry=CollectorRegistry())  # fmt: skip
+        self.tasks: TaskManager = tasks
         self.actors = make_actor_runtime(
-            actor_runtime or settings.actor_runtime,
-            db_factory=lambda spec: ScopedDatabase(self.db, spec.read_scopes, spec.write_scope),
+            actor_runtime or settings.actor_runtime, db_factory=self._actor_db
         )
         self.exports = ExportManager(
             db_getter=lambda: self.db,
@@ -156,6 +190,7 @@ class ExperimentService:
             retention_hours=settings.export_retention_hours,
             cleanup_interval_seconds=settings.export_cleanup_interval_seconds,
             dump_limit=settings.export_dump_limit,
+            task_manager=self.tasks,
         )
         self.dispatcher = ExperimentDispatcher(self)
         self._lock = asyncio.Lock()
@@ -204,7 +239,20 @@ class ExperimentService:
         return slugs
 
     def scoped_db(self, entry: RegisteredExperiment) -> ScopedDatabase:
-        return ScopedDatabase(self.db, entry.read_scopes, entry.slug, known_slugs=self.registry)
+        """The request's scoped database, built with the data-layer knobs in force."""
+        return ScopedDatabase(self.db, entry.read_scopes, entry.slug, known_slugs=self.registry,
+                              **self.scoped_options)  # fmt: skip
+
+    def facade(self, entry: RegisteredExperiment) -> Any:
+        """An ``ExperimentDB`` facade over :meth:`scoped_db` (knob ``slots``)."""
+        return experiment_db(self.scoped_db(entry), self.data_knobs["slots"])
+
+    def _actor_db(self, spec: ActorSpec) -> ScopedDatabase:
+        """An in-process actor's scoped database, on a client from ``app.state.actor_clients``
+        (knob ``actor_client``: a new client per actor database, or one shared client)."""
+        clients = getattr(self.app.state, "actor_clients", None)
+        database = self.db if clients is None else clients.database(self.settings.mongodb_db)
+        return ScopedDatabase(database, spec.read_scopes, spec.write_scope, **self.scoped_options)
 
     def route_count(self) -> int:
         """Effective routes of the app (the route-growth metric of knob 7.1)."""
@@ -239,6 +287,9 @@ class ExperimentService:
             "config_cache": self.config_cache.stats(),
             "file_trees": self.file_trees.stats(),
             "actors": self.actors.stats(),
+            "data_layer": dict(self.data_knobs),
+            "index_guard": self.index_guard.stats.as_dict(),
+            "tasks": self.tasks.stats(),
         }
 
     def _build_router(self) -> APIRouter:
@@ -286,10 +337,14 @@ class ExperimentService:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
+    def _spawn(self, coro: Any, name: str) -> bool:
+        """Run ``coro`` through the app's task manager; False if it refused (full)."""
+        task = self.tasks.spawn(coro, name)
+        if task is None:
+            return False
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     # -- registration ----------------------------------------------------------------------------
     async def reload_all(self) -> dict[str, Any]:
@@ -308,6 +363,7 @@ class ExperimentService:
                     await self._unregister(slug)
             for slug, config in active.items():
                 await self._register(slug, config)
+        notify(self.app, "indexes", reason="reload_all", slugs=sorted(self.registry))
         return {"registered": sorted(self.registry), "errors": dict(self.errors)}
 
     async def register(self, slug: str) -> RegisteredExperiment | None:
@@ -317,13 +373,18 @@ class ExperimentService:
             config = await self.db[CONFIG_COLLECTION].find_one({"slug": slug})
             if config is None or config.get("status") != "active":
                 await self._unregister(slug)
-                return None
-            return await self._register(slug, config)
+                entry = None
+            else:
+                entry = await self._register(slug, config)
+        notify(self.app, "indexes", reason="reload", slugs=[slug], registered=entry is not None)
+        return entry
 
     async def unregister(self, slug: str) -> bool:
         validate_slug(slug)
         async with self._lock:
-            return await self._unregister(slug)
+            removed = await self._unregister(slug)
+        notify(self.app, "indexes", reason="unregistered", slugs=[slug])
+        return removed
 
     async def _unregister(self, slug: str) -> bool:
         entry = self.registry.pop(slug, None)
@@ -358,11 +419,18 @@ class ExperimentService:
         bp = getattr(module, "bp", None)
         if not isinstance(bp, APIRouter):
             raise TypeError(f"experiment {slug!r}: __init__.py must define bp = APIRouter()")
-        dependencies = [Depends(binder(self, slug)), Depends(access_guard(slug))]
+        bind = Depends(binder(self, slug))
+        # The experiment's guard is chosen here, in sub_auth (spec 2.10); login routes of
+        # sub_auth experiments are mounted beside bp, outside that guard.
+        dependencies = [bind, Depends(experiment_auth_guard(slug, config))]
+        public = sub_auth_router(slug, config)
         route_set: APIRouter | None = None
         if self.routes_strategy == "replace":
-            route_set = build_route_set(slug, bp, dependencies)
+            route_set = build_route_set(slug, bp, dependencies, public=public,
+                                        public_dependencies=[bind])  # fmt: skip
         else:  # the reference's behaviour: include again, never remove (spec 6.14)
+            if public is not None:
+                self.app.include_router(public, prefix=f"/experiments/{slug}", dependencies=[bind])
             self.app.include_router(bp, prefix=f"/experiments/{slug}", dependencies=dependencies)
         self._generation += 1
         fingerprint = await asyncio.to_thread(code_fingerprint, folder)
@@ -423,8 +491,10 @@ class ExperimentService:
         async def run() -> None:
             results = await apply_managed_indexes(self.db, slug, managed)
             self.index_reports[slug] = [r.as_dict() for r in results]
+            notify(self.app, "indexes", reason="indexes_applied", slugs=[slug])
 
-        self._spawn(run(), f"managed-indexes:{slug}")
+        if not self._spawn(run(), f"managed-indexes:{slug}"):
+            self._index_fingerprints.pop(slug, None)  # refused: the next registration retries
 
     def forget_indexes(self, slug: str) -> None:
         self._index_fingerprints.pop(slug, None)

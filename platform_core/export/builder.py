@@ -3,7 +3,9 @@
 The ZIP holds the experiment's files at its root (so it can be uploaded again as is),
 with ``static/...`` references in HTML rewritten to ``/experiments/<slug>/static/...``,
 plus ``db_config.json`` (the config), ``db_collections.json`` (the experiment's own
-documents, see :mod:`platform_core.export.collections`) and a ``README.md``.
+documents, see :mod:`platform_core.export.collections`), a ``README.md`` and the generated
+standalone app (``main.py``, ``standalone_runtime.py``, ``requirements.txt``,
+``Dockerfile``, ``docker-compose.yml``; see :mod:`platform_core.export.standalone`).
 
 ``"on_loop"`` (baseline, as the reference): built synchronously in memory (``BytesIO``)
 inside the async handler, so walking, reading, rewriting, DEFLATE and ``json.dumps`` stall
@@ -25,6 +27,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, get_args
+
+from platform_core.export.standalone import readme_section, replaced_note, standalone_files
 
 ExportBuild = Literal["on_loop", "thread"]
 EXPORT_BUILDS: tuple[str, ...] = get_args(ExportBuild)
@@ -75,6 +79,7 @@ def readme_text(slug: str, config: dict[str, Any], collections: dict[str, int]) 
         "|---|---|",
         *[f"| `{name}` | {count} |" for name, count in sorted(collections.items())],
         "",
+        *readme_section(slug),
     ]
     return "\n".join(lines)
 
@@ -83,8 +88,14 @@ def _write(
     out: IO[bytes], folder: Path, slug: str, config_json: str, collections_json: str, readme: str
 ) -> int:
     count = 0
+    # The standalone app (spec 2.16/9): generated names replace same-named experiment files.
+    generated = standalone_files(folder, slug, config_json)
+    replaced: list[str] = []
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path, arcname in _experiment_files(folder):
+            if arcname in generated:
+                replaced.append(arcname)
+                continue
             data = path.read_bytes()
             if arcname.endswith((".html", ".htm")):
                 try:
@@ -95,8 +106,10 @@ def _write(
             count += 1
         zf.writestr("db_config.json", config_json)
         zf.writestr("db_collections.json", collections_json)
-        zf.writestr("README.md", readme)
-    return count + 3
+        zf.writestr("README.md", readme + (replaced_note(replaced) if replaced else ""))
+        for arcname, data in generated.items():
+            zf.writestr(arcname, data)
+    return count + 3 + len(generated)
 
 
 class _HashingWriter(io.RawIOBase):

@@ -103,6 +103,7 @@ class ExportManager:
         retention_hours: float = 24.0,
         cleanup_interval_seconds: float = 6 * 3600.0,
         dump_limit: int = 10_000,
+        task_manager: Any = None,
     ) -> None:
         if build_strategy not in EXPORT_BUILDS:
             raise ValueError(f"unknown export build strategy {build_strategy!r}: {EXPORT_BUILDS}")
@@ -115,6 +116,8 @@ class ExportManager:
         self.retention_seconds = retention_hours * 3600.0
         self.cleanup_interval_seconds = cleanup_interval_seconds
         self.dump_limit = dump_limit
+        # The app's TaskManager (knob task_metrics): the cleanup loop runs through it.
+        self._task_manager = task_manager
         self._cleanup_task: asyncio.Task[None] | None = None
         self.sweeps = 0
 
@@ -276,7 +279,10 @@ class ExportManager:
 
     def start_cleanup_loop(self) -> None:
         if self._cleanup_task is None or self._cleanup_task.done():
-            self._cleanup_task = asyncio.create_task(self._loop(), name="export-cleanup")
+            if self._task_manager is not None:
+                self._cleanup_task = self._task_manager.spawn(self._loop(), "export-cleanup")
+            else:
+                self._cleanup_task = asyncio.create_task(self._loop(), name="export-cleanup")
 
     async def _loop(self) -> None:
         delay = min(300.0, self.cleanup_interval_seconds)

@@ -2,9 +2,11 @@
 
 ``/healthz`` pings the database on every call (so a load balancer sees an outage within
 one server-selection timeout) and reports what a load test needs to prove what it
-measured: backend and version, driver, pool settings and events, loop lag and the active
-knob settings. A failed ping answers 503 ``{"status": "error", "db": "unreachable"}``; the
-driver reconnects by itself, so the next call after the server returns is 200 again.
+measured: backend and version, driver, pool settings (configured, and ``pool_effective``
+as read back from the client), pool events, loop lag, background tasks, the slow-command
+log and the active knob settings. A failed ping answers 503 ``{"status": "error", "db":
+"unreachable"}``; the driver reconnects by itself, so the next call after the server
+returns is 200 again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,25 @@ from platform_core.db.client import driver_of
 router = APIRouter(tags=["operability"])
 
 
+def effective_pool_options(client: Any) -> dict[str, Any] | None:
+    """The pool options the client really uses (read back from the driver, both drivers)."""
+    try:
+        pool = client.options.pool_options
+    except AttributeError:
+        return None
+    return {
+        "maxPoolSize": pool.max_pool_size,
+        "minPoolSize": pool.min_pool_size,
+        "maxConnecting": pool.max_connecting,
+        "waitQueueTimeoutMS": (
+            None if pool.wait_queue_timeout is None else pool.wait_queue_timeout * 1000
+        ),
+        "maxIdleTimeMS": (
+            None if pool.max_idle_time_seconds is None else pool.max_idle_time_seconds * 1000
+        ),
+    }
+
+
 def _static_facts(request: Request) -> dict[str, Any]:
     state = request.app.state
     settings = state.settings
@@ -37,6 +58,19 @@ def _static_facts(request: Request) -> dict[str, Any]:
         "knobs": dict(getattr(state, "knobs", None) or {}),
         "strategies": strategies.as_dict() if strategies is not None else {},
     }
+    client = getattr(state, "client", None)
+    if client is not None:
+        facts["pool_effective"] = effective_pool_options(client)
+    tasks = getattr(state, "tasks", None)
+    if tasks is not None:
+        facts["tasks"] = tasks.stats()
+    actor_clients = getattr(state, "actor_clients", None)
+    if actor_clients is not None:
+        facts["actor_clients"] = actor_clients.stats()
+    slow = getattr(state, "slow_command_log", None)
+    facts["slow_command_log"] = (
+        None if slow is None else {"observed": slow.observed, "slow": slow.slow_count}
+    )
     monitor = getattr(state, "pool_monitor", None)
     if monitor is not None:
         facts["pool_snapshot"] = monitor.snapshot().as_dict()

@@ -36,6 +36,8 @@ def platform_settings(tmp_path: Path, mongodb_uri: str, db_name: str) -> Setting
         admin_password=ADMIN_PASSWORD,
         bcrypt_rounds=4,
         mongodb_server_selection_timeout_ms=2000,
+        # Tests log in many times from one address; test_rate_limits.py turns them on.
+        rate_limits_enabled=False,
     )
 
 

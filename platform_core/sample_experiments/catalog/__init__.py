@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from platform_core.experiments.deps import (
     ExperimentActorHandle,
     ExperimentConfig,
-    ExperimentDB,
+    ExperimentFacade,
     render_experiment,
 )
 
@@ -60,7 +60,7 @@ async def _listing(
 @bp.get("/")
 async def index(
     request: Request,
-    db: ExperimentDB,
+    db: ExperimentFacade,
     config: ExperimentConfig,
     category: Annotated[str | None, Query(max_length=50)] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
@@ -80,7 +80,7 @@ async def index(
 
 @bp.get("/api/products")
 async def list_products(
-    db: ExperimentDB,
+    db: ExperimentFacade,
     config: ExperimentConfig,
     category: Annotated[str | None, Query(max_length=50)] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
@@ -90,7 +90,9 @@ async def list_products(
 
 
 @bp.get("/api/products/{sku}")
-async def get_product(sku: Annotated[str, Path(max_length=40)], db: ExperimentDB) -> dict[str, Any]:
+async def get_product(
+    sku: Annotated[str, Path(max_length=40)], db: ExperimentFacade
+) -> dict[str, Any]:
     product = await db.products.find_one({"sku": sku}, PUBLIC_FIELDS)
     if product is None:
         raise HTTPException(404, f"No product {sku!r}")
@@ -98,7 +100,7 @@ async def get_product(sku: Annotated[str, Path(max_length=40)], db: ExperimentDB
 
 
 @bp.get("/api/categories")
-async def categories(db: ExperimentDB) -> dict[str, Any]:
+async def categories(db: ExperimentFacade) -> dict[str, Any]:
     return {"categories": sorted(await db.products.distinct("category"))}
 
 
