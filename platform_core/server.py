@@ -9,6 +9,9 @@ from pathlib import Path
 from platform_core.settings import Settings
 
 FACTORY = "platform_core.server:app_from_environment"
+# uvicorn waits for open responses before the lifespan shutdown; an admin event stream
+# (/admin/api/*/stream) never ends by itself, so bound the wait (then it is cancelled).
+GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 class ServerConfigError(ValueError):
@@ -81,7 +84,9 @@ def run_server(
       secret file in ``DATA_DIR``.
     * Startup failures (database unreachable, production with the default admin password)
       raise or exit non-zero with a one-line reason; the password is never printed.
-    * Forwarded headers are not trusted (``proxy_headers=False``).
+    * Forwarded headers are not trusted (``proxy_headers=False``): the app applies them
+      itself, only from ``TRUSTED_PROXIES`` (:mod:`platform_core.proxies`).
+    * Shutdown waits at most :data:`GRACEFUL_SHUTDOWN_SECONDS` for open responses.
     """
     import uvicorn
 
@@ -108,6 +113,7 @@ def run_server(
         "lifespan": "on",
         "proxy_headers": False,
         "server_header": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "log_config": None,  # keep our request-id log format
     }
     if workers == 1:

@@ -35,6 +35,7 @@ from platform_core.experiments.manifest import (
 from platform_core.experiments.scopes import DataScopeError, check_data_scope
 from platform_core.export.collections import to_json
 from platform_core.export.manager import ExportError
+from platform_core.ratelimit import RateLimit
 from platform_core.web import render
 
 AdminUser = Annotated[CurrentUser, Depends(require_admin)]
@@ -231,12 +232,12 @@ def build_admin_router(service: Any) -> APIRouter:
         return await service.exports.export(slug, folder, config, known_slugs=known,
                                             user_email=user.email)  # fmt: skip
 
-    @router.post("/api/export/{slug}")
+    @router.post("/api/export/{slug}", dependencies=[Depends(RateLimit("export"))])
     async def export_json(slug: str, user: AdminUser) -> Response:
         result = await _export(checked_slug(slug), user)
         return JSONResponse(result.as_dict())
 
-    @router.get("/package/{slug}")
+    @router.get("/package/{slug}", dependencies=[Depends(RateLimit("admin_package"))])
     async def export_download(slug: str, user: AdminUser) -> Response:
         result = await _export(checked_slug(slug), user)
         return FileResponse(result.path, media_type="application/zip", filename=result.filename,
@@ -250,7 +251,10 @@ def build_admin_router(service: Any) -> APIRouter:
             checked_slug(slug_id)
         return JSONResponse({"status": "ok", "exports": await service.exports.list_logs(slug_id)})
 
-    @router.get("/api/exports/{export_id}/download")
+    @router.get(
+        "/api/exports/{export_id}/download",
+        dependencies=[Depends(RateLimit("export_download"))],
+    )
     async def download_export(export_id: str) -> Response:
         try:
             path, _log = await service.exports.file_for_download(export_id)

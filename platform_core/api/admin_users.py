@@ -3,6 +3,8 @@
 Every route requires ``admin_panel:access``. State changes are POST/DELETE only (and the
 cross-site guard refuses foreign browser origins). Only ``developer`` and ``user`` can be
 granted or revoked; accounts with ``is_admin`` or the ``demo`` role are protected.
+Each change publishes ``update`` on the ``users`` event stream
+(``/admin/api/users/stream``, :mod:`platform_core.api.streams`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from platform_core.authz.roles import (
     remove_role,
 )
 from platform_core.deps import AdminUser, Authz, PlatformDB
+from platform_core.events import notify
 from platform_core.web import render
 
 router = APIRouter(tags=["admin-users"])
@@ -92,18 +95,22 @@ async def create_platform_user(
             status_code=409, detail="An account with this email already exists"
         ) from None
     await authz.add_role_for_user(doc["email"], body.role)
+    notify(request.app, "users", reason="created", email=doc["email"])
     return JSONResponse(
         {"status": "ok", "email": doc["email"], "roles": [body.role]}, status_code=201
     )
 
 
 async def _change_role(
-    change: Any, db: Any, authz: Any, admin: Any, email: str, role: str
+    request: Request, change: Any, db: Any, authz: Any, admin: Any, email: str, role: str
 ) -> dict[str, Any]:
     try:
         changed = await change(db, authz, admin, email, role)
     except RoleChangeError as exc:
         raise HTTPException(status_code=exc.status_code, detail=exc.detail) from None
+    if changed:
+        reason = "role_added" if change is assign_role else "role_removed"
+        notify(request.app, "users", reason=reason, email=email.strip().lower(), role=role)
     return {
         "status": "ok",
         "changed": changed,
@@ -114,13 +121,13 @@ async def _change_role(
 
 @router.post("/admin/api/users/{email}/roles/{role}")
 async def add_role(
-    email: str, role: str, db: PlatformDB, authz: Authz, admin: AdminUser
+    request: Request, email: str, role: str, db: PlatformDB, authz: Authz, admin: AdminUser
 ) -> dict[str, Any]:
-    return await _change_role(assign_role, db, authz, admin, email, role)
+    return await _change_role(request, assign_role, db, authz, admin, email, role)
 
 
 @router.delete("/admin/api/users/{email}/roles/{role}")
 async def delete_role(
-    email: str, role: str, db: PlatformDB, authz: Authz, admin: AdminUser
+    request: Request, email: str, role: str, db: PlatformDB, authz: Authz, admin: AdminUser
 ) -> dict[str, Any]:
-    return await _change_role(remove_role, db, authz, admin, email, role)
+    return await _change_role(request, remove_role, db, authz, admin, email, role)

@@ -4,6 +4,8 @@
 * Logout is POST only: a GET (an ``<img src>`` on any page) cannot log people out.
 * Registration exists only when ``ENABLE_REGISTRATION`` is true (404 otherwise).
 * Wrong email and wrong password give the same answer in about the same time.
+* Per-client rate limits (:mod:`platform_core.ratelimit`): login POST 5/min, GET 20/min;
+  register POST 3/min, GET 20/min.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from platform_core.auth.models import CurrentUser
@@ -27,6 +29,8 @@ from platform_core.auth.users import (
     to_current_user,
 )
 from platform_core.deps import PlatformDB, SettingsDep
+from platform_core.events import notify
+from platform_core.ratelimit import RateLimit
 from platform_core.settings import Settings
 from platform_core.web import render
 
@@ -66,7 +70,7 @@ def _clear_session_cookie(response: Response, request: Request, settings: Settin
     )
 
 
-@router.get("/login", include_in_schema=False)
+@router.get("/login", include_in_schema=False, dependencies=[Depends(RateLimit("login_page"))])
 async def login_page(request: Request, settings: SettingsDep, next: str | None = None) -> Response:
     return await render(
         request,
@@ -75,7 +79,7 @@ async def login_page(request: Request, settings: SettingsDep, next: str | None =
     )
 
 
-@router.post("/login", include_in_schema=False)
+@router.post("/login", include_in_schema=False, dependencies=[Depends(RateLimit("login_post"))])
 async def login(
     request: Request,
     settings: SettingsDep,
@@ -115,7 +119,9 @@ def _require_registration(settings: Settings) -> None:
         raise HTTPException(status_code=404, detail="Not found")
 
 
-@router.get("/register", include_in_schema=False)
+@router.get(
+    "/register", include_in_schema=False, dependencies=[Depends(RateLimit("register_page"))]
+)
 async def register_page(
     request: Request, settings: SettingsDep, next: str | None = None
 ) -> Response:
@@ -125,7 +131,9 @@ async def register_page(
     )
 
 
-@router.post("/register", include_in_schema=False)
+@router.post(
+    "/register", include_in_schema=False, dependencies=[Depends(RateLimit("register_post"))]
+)
 async def register(
     request: Request,
     settings: SettingsDep,
@@ -147,6 +155,7 @@ async def register(
         context["error"] = "An account with this email already exists"
         return await render(request, "register.html", context, status_code=409)
     log.info("registered %s", normalize_email(email))
+    notify(request.app, "users", reason="registered", email=doc["email"])
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, settings, to_current_user(doc))
     return response
