@@ -323,6 +323,7 @@ async def run_study(
     grid = study.grid(options.quick)
     budget = options.study_budget / len(grid)
     entries: list[dict[str, Any]] = []
+    db_gone = False
     try:
         for point, params in enumerate(grid):
             entries.extend(
@@ -334,6 +335,7 @@ async def run_study(
         if isinstance(exc, ConnectionFailure) and not await asyncio.to_thread(
             ping_sync, ctx.direct_uri, 2_000
         ):
+            db_gone = True
             raise RunAborted(
                 f"the database stopped answering during study {study.name!r}: "
                 f"{type(exc).__name__}; results so far are kept"
@@ -341,8 +343,9 @@ async def run_study(
         return StudyOutcome(entries, f"{type(exc).__name__}: {exc}")
     finally:
         await ctx.close_extra_clients()
-        with contextlib.suppress(Exception):
-            await ctx.client.drop_database(ctx.db_name)
+        if not db_gone:  # dropping on a dead server would only wait out the selection timeout
+            with contextlib.suppress(Exception):
+                await ctx.client.drop_database(ctx.db_name)
     return StudyOutcome(entries)
 
 
