@@ -273,9 +273,13 @@ class ExportManager:
         return removed
 
     async def _mark_deleted(self, names: list[str]) -> None:
-        await self.db[EXPORT_LOGS].update_many(
-            {"file_name": {"$in": names}}, {"$set": {"file_deleted": True}}
-        )
+        # Chunks of 100 names: an $in costs keys x documents on SecantusDB (STACK_NOTES),
+        # and a sweep can remove thousands of files.
+        for start in range(0, len(names), 100):
+            await self.db[EXPORT_LOGS].update_many(
+                {"file_name": {"$in": names[start : start + 100]}},
+                {"$set": {"file_deleted": True}},
+            )
 
     def start_cleanup_loop(self) -> None:
         if self._cleanup_task is None or self._cleanup_task.done():
