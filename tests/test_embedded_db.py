@@ -97,7 +97,10 @@ async def test_unreachable_uri_fails_within_selection_timeout() -> None:
 
 def test_hosts_of_strips_credentials_and_options() -> None:
     assert hosts_of("mongodb://u:p@h1:1,h2:2/db?x=1") == "h1:1,h2:2"
-    assert hosts_of("mongodb+srv://u:p%40x@cluster.example.net/?retryWrites=true") == "cluster.example.net"
+    assert (
+        hosts_of("mongodb+srv://u:p%40x@cluster.example.net/?retryWrites=true")
+        == "cluster.example.net"
+    )
     assert hosts_of("mongodb://localhost") == "localhost"
 
 
