@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 
@@ -25,3 +27,15 @@ class Cycle:
     def __call__(self) -> int:
         self.i = (self.i + 1) % self.n
         return self.i
+
+
+def bytes_retained(work: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``work`` under tracemalloc; return its result and the bytes it left allocated
+    (the result is kept alive while measuring, so what it holds is counted)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = work()
+        return result, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()

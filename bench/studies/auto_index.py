@@ -17,9 +17,9 @@ import asyncio
 import os
 import subprocess
 import sys
-import tracemalloc
 from typing import Any
 
+from bench.studies._common import bytes_retained
 from bench.study import Arm, Params, Study
 from platform_core.db.autoindex import AutoIndexManager, plan_index
 from platform_core.db.indexes import IndexGuard
@@ -44,13 +44,13 @@ async def _tracker_arm(ctx: Any, params: Params, variant: str) -> Arm:
         state["next"] = start + 1000
 
     async def counters() -> dict[str, float]:
-        tracemalloc.start()
         fresh = AutoIndexManager(_NoServer(), counts=variant, threshold=10**9)
-        before = tracemalloc.get_traced_memory()[0]
-        for i in range(100_000):
-            fresh.observe({f"f{i}": 1})
-        held = tracemalloc.get_traced_memory()[0] - before
-        tracemalloc.stop()
+
+        def observe_100k() -> None:
+            for i in range(100_000):
+                fresh.observe({f"f{i}": 1})
+
+        _, held = bytes_retained(observe_100k)
         return {"patterns_after_100k": fresh.stats.patterns_tracked, "kib_after_100k": held / 1024}
 
     return Arm(op=op, counters=counters, ops_per_call=1000)

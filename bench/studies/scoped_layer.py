@@ -14,9 +14,9 @@
 
 from __future__ import annotations
 
-import tracemalloc
 from typing import Any
 
+from bench.studies._common import bytes_retained
 from bench.study import Arm, Params, Study
 from platform_core.db.facade import experiment_db
 from platform_core.db.scoped import ScopedDatabase, scope_pipeline
@@ -71,12 +71,7 @@ async def _slots_arm(ctx: Any, params: Params, variant: str) -> Arm:
 
     async def counters() -> dict[str, float]:
         build()  # warm caches so only the facades are counted
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-        kept = [build() for _ in range(1000)]
-        held = tracemalloc.get_traced_memory()[0] - before
-        tracemalloc.stop()
-        del kept
+        _, held = bytes_retained(lambda: [build() for _ in range(1000)])
         return {"bytes_per_facade": held / 1000}
 
     return Arm(op=op, counters=counters)
