@@ -12,13 +12,14 @@ import random
 import secrets
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench.characterise import characterise
 from bench.embedded_db import MongoServer, database
-from bench.meta import base_meta
+from bench.meta import ProcessCPU, base_meta
 from bench.results import RunWriter
 from bench.runner import (
     RunAborted,
@@ -48,16 +49,19 @@ def run_sync(coro: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _study_uri(server: MongoServer, rtt_ms: float) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """The URI studies use: direct, or through a latency proxy (with its measured overhead)."""
+def _study_uri(
+    server: MongoServer, rtt_ms: float
+) -> Iterator[tuple[str, dict[str, Any] | None, int | None]]:
+    """The URI studies use: direct, or through a latency proxy (with its measured overhead
+    and its pid, so the CPU it uses can be recorded)."""
     if rtt_ms <= 0:
-        yield server.uri, None
+        yield server.uri, None, None
         return
     from bench.proxy import LatencyProxy, measure_overhead
 
     overhead = measure_overhead(server.uri, rtt_ms=rtt_ms)
     with LatencyProxy(server.uri, rtt_ms=rtt_ms) as proxy:
-        yield proxy.uri_for(server.uri), overhead
+        yield proxy.uri_for(server.uri), overhead, proxy.pid
 
 
 def run_bench(
@@ -99,10 +103,13 @@ def run_bench(
             doc["backend"] = backend.as_dict()
             meta["backend"] = backend.as_dict()
             meta["direct_uri_hosts"] = server.uri.split("/")[2]
-            with _study_uri(server, options.rtt_ms) as (study_uri, proxy_overhead):
+            with _study_uri(server, options.rtt_ms) as (study_uri, proxy_overhead, proxy_pid):
                 meta["proxy_overhead"] = proxy_overhead
                 writer.write_meta(meta)
-                run_sync(_run_all(studies, server.uri, study_uri, options, writer, meta, doc))
+                processes = ProcessCPU(db=server.pid, proxy=proxy_pid)
+                run_sync(
+                    _run_all(studies, server.uri, study_uri, options, writer, meta, doc, processes)
+                )
     except KeyboardInterrupt:
         doc["interrupted"] = True
     finally:
@@ -124,6 +131,7 @@ async def _run_all(
     writer: RunWriter,
     meta: dict[str, Any],
     doc: dict[str, Any],
+    processes: ProcessCPU,
 ) -> None:
     rng = random.Random(options.seed if options.seed is not None else secrets.randbits(32))
     client = create_client(study_uri, serverSelectionTimeoutMS=5_000)
@@ -144,6 +152,8 @@ async def _run_all(
                     db_name=f"wb_{study.name}_{writer.run_id[-6:]}", client=client,
                     rtt_ms=options.rtt_ms, quick=options.quick, scratch=scratch,
                 )  # fmt: skip
+                cpu_before = processes.snapshot()
+                started = time.perf_counter()
                 try:
                     outcome = await run_study(
                         study, ctx, options, writer, rng, lambda: bar.advance(task)
@@ -154,6 +164,10 @@ async def _run_all(
                 except RunAborted as exc:
                     doc["aborted"] = str(exc)
                     break
+                cpu = processes.used_since(cpu_before, time.perf_counter() - started)
+                meta.setdefault("cpu", {})[study.name] = cpu
+                for entry in outcome.entries:
+                    entry["cpu"] = cpu
                 doc["studies"].extend(_with_overhead(outcome.entries, meta))
                 if outcome.error:
                     doc["errors"].append({"study": study.name, "error": outcome.error})

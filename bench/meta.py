@@ -63,3 +63,47 @@ def base_meta(command_line: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
         "command_line": command_line if command_line is not None else sys.argv,
     }
+
+
+class ProcessCPU:
+    """CPU seconds used by the processes of a run: this harness, the DB, the proxy.
+
+    Recorded per study so a reader can see which process was busy, and whether one was
+    saturated (a process near 1.0 CPU-seconds per wall second is the bottleneck: its
+    numbers measure its own limit, not the knob). A server given by ``MONGODB_URI`` has no
+    local pid and is reported as None.
+    """
+
+    def __init__(self, **pids: int | None) -> None:
+        self._procs: dict[str, psutil.Process | None] = {"harness": psutil.Process()}
+        for name, pid in pids.items():
+            try:
+                self._procs[name] = psutil.Process(pid) if pid else None
+            except psutil.Error:
+                self._procs[name] = None
+
+    def snapshot(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for name, proc in self._procs.items():
+            try:
+                times = proc.cpu_times() if proc is not None else None
+            except psutil.Error:
+                times = None
+            out[name] = (times.user + times.system) if times is not None else None
+        return out
+
+    def used_since(self, before: dict[str, float | None], wall_s: float) -> dict[str, Any]:
+        after = self.snapshot()
+        used: dict[str, Any] = {"wall_s": round(wall_s, 3)}
+        for name, start in before.items():
+            end = after.get(name)
+            if start is None or end is None:
+                used[f"{name}_cpu_s"] = None
+                continue
+            used[f"{name}_cpu_s"] = round(end - start, 3)
+            used[f"{name}_cpu_per_wall_s"] = round((end - start) / wall_s, 3) if wall_s else None
+        used["saturated"] = [
+            name for name in before
+            if (used.get(f"{name}_cpu_per_wall_s") or 0) >= 0.9
+        ]  # fmt: skip
+        return used

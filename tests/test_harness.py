@@ -86,6 +86,11 @@ def test_detects_a_known_slowdown_and_writes_results(fake_studies, mongodb_uri, 
     assert set(char["throughput_ops_per_s"]) == {"1", "10", "50"}
     assert char["in_100_keys_ms"]["median"] > 0
     assert (run.dir / "profiles" / "t_fast_slow__a.html").stat().st_size > 1000
+    # the CPU each process used during the study is recorded (DB is a local process here
+    # unless MONGODB_URI points elsewhere; no proxy without --rtt-ms)
+    cpu = run.meta["cpu"]["t_fast_slow"]
+    assert cpu["harness_cpu_s"] > 0 and cpu["wall_s"] > 0 and cpu["proxy_cpu_s"] is None
+    assert entry["cpu"] == cpu and isinstance(cpu["saturated"], list)
     assert json.loads((run.dir / "run.json").read_text())["run_id"] == doc["run_id"]
 
 
